@@ -1,0 +1,67 @@
+"""Small filesystem helpers shared by every layer: atomic versioned JSON, fsync'd writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from agent.errors import StateError
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix.
+
+    temp file in the same folder + fsync + rename + fsync of the folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_state(path: Path, kind: str, version: int, body: dict[str, Any]) -> None:
+    """Atomically write a versioned state document ``{"kind", "version", ...body}``."""
+    doc = {"kind": kind, "version": version, **body}
+    atomic_write_bytes(path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n")
+
+
+def read_state(path: Path, kind: str, max_version: int) -> dict[str, Any] | None:
+    """Read a document written by :func:`write_state`; ``None`` when the file does not exist.
+
+    Raises :class:`StateError` for a corrupt file, another kind, or a version newer than this agent knows.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise StateError(f"{path} is not valid JSON ({exc}); move it aside to start this state afresh") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise StateError(f"{path} is not a berth {kind} file")
+    version = doc.get("version")
+    if not isinstance(version, int) or version > max_version:
+        raise StateError(
+            f"{path} has {kind} version {version!r}; this agent understands up to {max_version} (upgrade berth)"
+        )
+    return doc
