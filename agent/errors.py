@@ -151,7 +151,7 @@ class ScriptError(BerthError):
         self.reason = CODE_NAMES[code]
 
 
-class Cancelled(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Cancelled(BaseException):
     """The agent is stopping: the running deployment is ended on purpose (not an ``Exception``)."""
 
     def __init__(self, why: str = "agent stopping") -> None:

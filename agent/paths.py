@@ -37,7 +37,7 @@ def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is safe as a folder name, else raise :class:`UsageError` saying why."""
     if not _NAME.match(value) or value in {".", ".."}:
         raise UsageError(
-            f"{kind} {value!r} is not allowed: use 1-100 letters, digits and . _ + @ = -, starting with a letter or digit"
+            f"{kind} {value!r} is not allowed: use 1-100 letters, digits and ._+@=- (first a letter or digit)"
         )
     return value
 
