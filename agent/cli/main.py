@@ -18,6 +18,11 @@ from agent.errors import BerthError, ConfigInvalid, UsageError
 # Command-group modules, in the order ``berth --help`` lists them.
 COMMAND_MODULES = (
     "agent.cli.appspec_cmd",
+    "agent.cli.deploy_cmd",
+    "agent.cli.agent_cmd",
+    "agent.cli.command_cmd",
+    "agent.cli.ops_cmd",
+    "agent.cli.clean_cmd",
 )
 
 EXIT_OK = 0
