@@ -45,6 +45,9 @@ test-integration: $(STAMP)
 test-package: $(STAMP) test-deps
 	$(BIN)/pytest -q -m package
 
+demo: $(STAMP)
+	./demo/demo.sh
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
