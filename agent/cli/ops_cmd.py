@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from agent.cli.deploy_cmd import DEFAULT_APPLICATION, DEFAULT_GROUP
-from agent.errors import UsageError
 
 EXIT_DRIFT = 1
 
@@ -34,30 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(handler=_rollback)
 
 
-def verify_group(root: Path, application: str, group: str, *, full: bool) -> dict[str, Any]:
-    """The drift report of one deployment group (used by ``berth verify`` and the daemon's periodic check)."""
-    from agent.install.drift import check_drift
-    from agent.install.manifest import Manifest
+def _verify(args: argparse.Namespace) -> int:
+    from agent.cli.wiring import load_agent_config
+    from agent.engine.verify import verify_group
     from agent.paths import Paths
     from agent.state.store import StateStore
 
-    store = StateStore(Paths(root))
-    doc = store.load_manifest(application, group)
-    if doc is None:
-        raise UsageError(f"nothing was installed by berth for {application}/{group} under {root}")
-    result = check_drift(Manifest.from_dict(doc), full=full).to_dict()
-    result["deployment_id"] = doc.get("deployment_id")
-    result["application"] = application
-    result["deployment_group"] = group
-    return result
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from agent.cli.wiring import load_agent_config
-
     config = load_agent_config(args.config)
     root = args.root.resolve() if args.root else config.root
-    result = verify_group(root, args.application, args.deployment_group, full=args.full)
+    result = verify_group(StateStore(Paths(root)), args.application, args.deployment_group, full=args.full)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import AgentConfig, load_config
 from agent.engine.deployment import Engine, EngineSettings, LineCallback, UpdateCallback
@@ -12,6 +12,9 @@ from agent.fetchers.local import LocalFetcher
 from agent.fetchers.unpack import guess_bundle_type
 from agent.model.revision import LocalRevision
 from agent.paths import Paths
+
+if TYPE_CHECKING:
+    from agent.daemon.loop import Agent
 
 
 def load_agent_config(path: Path | None) -> AgentConfig:
@@ -48,7 +51,7 @@ def build_engine(
     return Engine(engine_settings(config, root), all_fetchers, on_update=on_update, on_line=on_line)
 
 
-def build_daemon(config: AgentConfig) -> Any:
+def build_daemon(config: AgentConfig) -> Agent:
     """The agent daemon with the channel, report sinks and fetchers the configuration names."""
     from agent.channels.spool import SpoolChannel, SpoolReportSink, check_spool_permissions, ensure_spool
     from agent.cli.agent_cmd import default_instance_id

@@ -27,7 +27,7 @@ from agent.daemon.seen import SeenCommand, SeenCommands
 from agent.daemon.status import write_status
 from agent.engine.deployment import DeploymentRequest, Engine, LineCallback, UpdateCallback
 from agent.errors import BerthError
-from agent.logs import bind_deployment
+from agent.logs import bind_deployment, deployments_log
 from agent.model.command import Command, CommandRejected, is_expired, parse_command, rejection_report
 from agent.model.report import FAILED, SUCCEEDED, Report, utc_now
 
@@ -86,6 +86,7 @@ class Agent:
         self._status_written = 0.0
         self._last_watchdog = 0.0
         self._last_heartbeat = 0.0
+        self._last_drift = time.monotonic()
         self._watchdog_every = self.notifier.watchdog_interval()
 
     # --------------------------------------------------------------------------------------------- signals
@@ -163,12 +164,30 @@ class Agent:
             self._last_watchdog = now
         if now - self._status_written >= 5.0:
             self._write_status()
+        interval = self.config.drift_check_interval
+        if interval and now - self._last_drift >= interval and self._status.get("state") == "idle":
+            self._last_drift = now
+            self._check_drift()
         if self.heartbeat is not None and now - self._last_heartbeat >= self.config.heartbeat_interval:
             self._last_heartbeat = now
             try:
                 self.heartbeat(dict(self._status))
             except Exception as exc:  # noqa: BLE001 - heartbeats are best effort
                 log.warning("heartbeat failed: %s", exc)
+
+    def _check_drift(self) -> None:
+        """The periodic drift check (``drift_check_interval``): its summary goes into status and heartbeat."""
+        from agent.engine.verify import verify_all
+
+        try:
+            drift = verify_all(self.engine.store)
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not stop the agent
+            log.warning("drift check failed: %s", exc)
+            return
+        drift["checked_at"] = utc_now()
+        if not drift["clean"]:
+            log.warning("drift found: %s", drift["summary"])
+        self._set_status(drift=drift, force=True)
 
     # -------------------------------------------------------------------------------------------- commands
     def _handle(self, delivery: Delivery) -> None:
@@ -205,6 +224,7 @@ class Agent:
             report = self._rejection(command.to_dict(), exc.reason, str(exc)) or {}
         if report:
             self._publish(report)
+        self._log_deployment(report)
         self._status["deployments_run"] += 1
         self._set_status(state="idle", deployment_id=None, application=None, deployment_group=None, event=None,
                          force=True)
@@ -284,6 +304,23 @@ class Agent:
         return value
 
     # ------------------------------------------------------------------------------------------- reporting
+    def _log_deployment(self, report: dict[str, Any]) -> None:
+        """One line per finished deployment in deployments.log (the aggregated history operators grep)."""
+        failed = next((ev for ev in report.get("events", []) if ev.get("status") == FAILED), None)
+        summary = {
+            "deployment_id": report.get("deployment_id"), "command_id": report.get("command_id"),
+            "application": report.get("application"), "deployment_group": report.get("deployment_group"),
+            "status": report.get("status"), "started_at": report.get("started_at"),
+            "ended_at": report.get("ended_at"), "revision": report.get("revision"),
+            "failed_event": failed.get("name") if failed else None,
+            "error": (failed.get("diagnostics") or {}).get("error_name") if failed else report.get("reason"),
+            "rolled_back_to": report.get("rolled_back_to"),
+        }
+        try:
+            deployments_log(self.config.log_dir).info(summary)
+        except OSError as exc:
+            log.warning("cannot write deployments.log: %s", exc)
+
     def _on_update(self, report: Report) -> None:
         current = next((ev.name for ev in report.events if ev.status == "InProgress"), None)
         self._set_status(event=current)

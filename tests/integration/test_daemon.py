@@ -284,3 +284,24 @@ def test_daemonize_writes_pidfile_and_stops_on_sigterm(tmp_path):
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, "daemon exit")
     assert not pidfile.exists()
+
+
+def test_periodic_drift_check_reaches_status_and_deployments_log(tmp_path):
+    d = Daemon(tmp_path, drift_check_interval=0.5)
+    d.start()
+    try:
+        dep = d.send(revision(tmp_path, "v1"))
+        assert d.final_report(dep)["status"] == "Succeeded"
+        (tmp_path / "installed" / "index.html").write_text("edited on the host\n")
+
+        def drift() -> dict[str, Any] | None:
+            status = json.loads((d.root / "status.json").read_text())
+            found = status.get("drift")
+            return found if found and not found["clean"] else None
+
+        found = wait_for(drift, 15, "drift in status")
+        assert "berth-local/default" in found["summary"]
+        lines = [json.loads(x) for x in (tmp_path / "log" / "deployments.log").read_text().splitlines()]
+        assert [(x["deployment_id"], x["status"]) for x in lines] == [(dep, "Succeeded")]
+    finally:
+        d.stop()
