@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Debian tools the integration and package tests need; CI's machine is fresh and runs as root.
-TEST_TOOLS := debootstrap:debootstrap rpm:rpm setfacl:acl systemd-analyze:systemd dpkg-deb:dpkg
+TEST_TOOLS := debootstrap:debootstrap rpm:rpm rpmbuild:rpm setfacl:acl systemd-analyze:systemd dpkg-deb:dpkg
 test-deps:
 	@missing=""; for pair in $(TEST_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -47,6 +47,12 @@ test-package: $(STAMP) test-deps
 
 demo: $(STAMP)
 	./demo/demo.sh
+
+# Machine-image packages (docs/install.md): dist/berth-agent_<version>_all.deb and dist/berth-agent-<version>.noarch.rpm,
+# made with dpkg-deb and rpmbuild (Debian's `rpm` package) from one staged tree; berth's dependencies come from PyPI
+# (pip, cached under build/package-cache) as a pure-Python folder, /opt/berth/lib. PACKAGE_ARGS="--formats deb" etc.
+packages: $(STAMP)
+	$(BIN)/python packaging/build.py --out dist $(PACKAGE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
