@@ -82,7 +82,8 @@ def main() -> int:
     rev = work / "rev"
     (rev / "app").mkdir(parents=True)
     (rev / "app" / "index.html").write_text("hello\n")
-    (rev / "appspec.yml").write_text(f"version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {work / 'dest'}\n")
+    spec = f"version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {work / 'dest'}\n"
+    (rev / "appspec.yml").write_text(spec)
     config = work / "agent.yml"
     config.write_text(f"root: {work / 'state'}\nlog_dir: {work / 'log'}\nmax_revisions: 2\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))

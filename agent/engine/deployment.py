@@ -23,7 +23,7 @@ from agent.errors import BerthError, Cancelled, ErrorCode
 from agent.fetchers.base import Fetcher
 from agent.fetchers.unpack import Limits
 from agent.hooks.runner import EventOutcome, Script, ScriptLog, hook_environment, run_event
-from agent.install.installer import execute_install
+from agent.install.installer import PartialInstall, execute_install
 from agent.install.manifest import Manifest
 from agent.model import lifecycle
 from agent.model.appspec import AppSpec
@@ -376,6 +376,12 @@ class _Run:
         previous = Manifest.from_dict(manifest_doc) if manifest_doc else None
         try:
             result = execute_install(self.prepared.plan, previous, tool_path=self.settings.tool_path)
+        except PartialInstall as exc:  # some files were put in place: record them so the next install owns them
+            doc = exc.manifest.to_dict()
+            doc["deployment_id"] = self.req.deployment_id
+            self.store.save_manifest(self.req.application, self.req.deployment_group, doc)
+            self._end(ev, FAILED, _diag(exc))
+            return False
         except BerthError as exc:
             self._end(ev, FAILED, _diag(exc))
             return False

@@ -122,7 +122,7 @@ def test_duplicate_command_is_not_run_twice(tmp_path, daemon):
     daemon.start()
     dep = daemon.send(revision(tmp_path, "v1"))
     first = daemon.final_report(dep)
-    command = next((daemon.spool / "done").glob("*.json"))
+    command = wait_for(lambda: next((daemon.spool / "done").glob("*.json"), None), 10, "command acked")
     runs = daemon.markers.read_text().count("ApplicationStart v1")
     (daemon.spool / "incoming" / "again.json").write_bytes(command.read_bytes())
     wait_for(lambda: not (daemon.spool / "incoming" / "again.json").exists(), 10, "redelivery claimed")
@@ -213,7 +213,7 @@ def test_second_signal_cancels_the_deployment(tmp_path, daemon):
     assert daemon.proc.wait(20) == 0
     report = daemon.final_report(dep)
     assert report["status"] == "Failed"
-    ev = [e for e in report["events"] if e["status"] == "Failed"][0]
+    ev = next(e for e in report["events"] if e["status"] == "Failed")
     assert ev["name"] == "ApplicationStart"
     assert ev["diagnostics"]["message"] == "agent stopping"
 

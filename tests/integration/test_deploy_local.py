@@ -293,7 +293,7 @@ def test_full_filesystem_keeps_the_old_files(tmp_path, env):
         r2 = make_revision(tmp_path / "r2", version="v2", destination=dest, files=big)
         code, report = deploy(r2, state, env=env)
         assert code == 1
-        failed = [e for e in report["events"] if e["status"] == "Failed"][0]
+        failed = next(e for e in report["events"] if e["status"] == "Failed")
         assert failed["name"] in {"Install", "DownloadBundle"}
         assert "No space left" in failed["diagnostics"]["message"] or "space" in failed["diagnostics"]["message"]
         assert tree(dest) == before
