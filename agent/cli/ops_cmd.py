@@ -33,12 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from agent.cli.wiring import load_agent_config
+    # agent.config directly, not agent.cli.wiring: wiring imports the whole engine, which a verify does not need
+    # (start-up is most of the time of a verify that finds nothing to re-hash).
+    from agent.config import load_config
     from agent.engine.verify import verify_group
     from agent.paths import Paths
     from agent.state.store import StateStore
 
-    config = load_agent_config(args.config)
+    config = load_config(args.config, must_exist=args.config is not None)
     root = args.root.resolve() if args.root else config.root
     result = verify_group(StateStore(Paths(root)), args.application, args.deployment_group, full=args.full)
     if args.json:

@@ -22,12 +22,15 @@ def print_plan(plan: dict[str, Any]) -> None:
     install = plan.get("install") or {}
     items = install.get("items", [])
     if install:
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = install.get("counts") or {}  # files and symlinks per action, removals, mkdirs
+        print("files: " + (", ".join(f"{n} {a}" for a, n in counts.items() if n) or "none")
+              + f" (file_exists_behavior {plan.get('file_exists_behavior', install.get('file_exists_behavior'))})")
         for item in items:
-            counts[item["action"]] = counts.get(item["action"], 0) + 1
-        print("files: " + (", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "none"))
-        for item in items:
-            if item["action"] != "unchanged":
+            if item["action"] == "unchanged":
+                continue
+            if item["type"] == "directory":  # a folder has no size worth showing: say it is created
+                print(f"  {'mkdir':<9} {item['destination']}/")
+            else:
                 print(f"  {item['action']:<9} {item['destination']} ({_size(item.get('size'))})")
         for rem in install.get("removals", []):
             print(f"  {'remove':<9} {rem['path']} ({_size(rem.get('size'))})")
@@ -48,6 +51,13 @@ def print_plan(plan: dict[str, Any]) -> None:
             origin = f"{ev['scripts_from']} revision {ev.get('revision') or ''}".strip()
             scripts = ", ".join(s["location"] for s in ev["scripts"])
             print(f"  {ev['name']:<20} {scripts}  [{origin}]")
+    check = plan.get("health_check")
+    if check:
+        body = f" containing {check['body_contains']!r}" if check.get("body_contains") else ""
+        print(f"health check after ValidateService: GET {check['url']} expecting {check['expected_status']}{body} "
+              f"({check['retries']} tries, {check['interval']:g} s apart)")
+    if plan.get("auto_rollback"):
+        print("auto_rollback: on (a failed ValidateService or health check puts the last successful revision back)")
     for w in plan.get("warnings", []):
         print(f"warning: {w}")
     if plan["problems"]:

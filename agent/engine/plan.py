@@ -70,13 +70,23 @@ def plan_deployment(engine: Engine, request: DeploymentRequest) -> dict[str, Any
             try:
                 plan = plan_install(spec, root, previous_manifest, behavior, tool_path=engine.settings.tool_path)
                 install = plan.to_dict()
-                problems += [{"reason": reason, "message": message} for reason, message in plan.problems]
+                # the appspec check already named the appspec paths it found wrong (a missing source...): the
+                # planner's own AppSpecInvalid line for the same path would only repeat it
+                reported = {p["message"].split(": ", 1)[0] for p in problems if p["reason"] == "AppSpecInvalid"}
+                problems += [{"reason": reason, "message": message} for reason, message in plan.problems
+                             if not (reason == "AppSpecInvalid" and message.split(": ", 1)[0] in reported)]
             except BerthError as exc:
                 problems.append({"reason": exc.reason, "message": str(exc)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result["install"] = install
-    result["events"] = _event_plan(engine, request, events, spec, stop_from)
+    result["events"] = _event_plan(engine, request, events, spec, stop_from=stop_from, warnings=warnings)
+    check = spec.berth.health_check if spec is not None else None
+    result["health_check"] = None if check is None else {
+        "url": check.url, "expected_status": check.expected_status, "body_contains": check.body_contains,
+        "timeout": check.timeout, "retries": check.retries, "interval": check.interval,
+    }
+    result["auto_rollback"] = bool(spec is not None and spec.berth.auto_rollback)
     result["problems"] = problems
     result["warnings"] = warnings
     result["would_succeed"] = not problems
@@ -109,19 +119,27 @@ def _event_plan(
     request: DeploymentRequest,
     events: list[str],
     spec: AppSpec | None,
+    *,
     stop_from: str | None,
+    warnings: list[str],
 ) -> list[dict[str, Any]]:
-    """Each event, whether it would run, and whose scripts (the previous revision's stop scripts are named)."""
+    """Each event, whether it would run, and whose scripts (the previous revision's stop scripts are named).
+
+    Appends to ``warnings`` what the deployment itself would warn about the previous revision's stop scripts.
+    """
     store = engine.store
     previous_spec: AppSpec | None = None
     if stop_from:
         root = store.deployment_revision_dir(request.application, request.deployment_group, stop_from)
         record = store.load_group(request.application, request.deployment_group).record(stop_from)
-        if root is not None:
+        if root is None:
+            warnings.append(f"the last successful deployment {stop_from} is no longer on this host; its stop "
+                            "scripts cannot run")
+        else:
             try:
                 previous_spec = load_appspec(root, record.appspec_filename if record else "appspec.yml").spec
-            except BerthError:
-                previous_spec = None
+            except BerthError as exc:
+                warnings.append(f"the previous revision's appspec cannot be used ({exc}); stop hooks skipped")
     out: list[dict[str, Any]] = []
     for name in events:
         if name in lifecycle.AGENT_EVENTS:
