@@ -48,6 +48,10 @@ test-package: $(STAMP) test-deps
 demo: $(STAMP)
 	./demo/demo.sh
 
+# The agent on its SQS channel against a local moto server (no AWS account); stops everything it started.
+demo-aws: $(STAMP)
+	PY=$(BIN)/python ./demo/demo_aws.sh
+
 # Machine-image packages (docs/install.md): dist/berth-agent_<version>_all.deb and dist/berth-agent-<version>.noarch.rpm,
 # made with dpkg-deb and rpmbuild (Debian's `rpm` package) from one staged tree; berth's dependencies come from PyPI
 # (pip, cached under build/package-cache) as a pure-Python folder, /opt/berth/lib. PACKAGE_ARGS="--formats deb" etc.
