@@ -123,11 +123,16 @@ class Engine:
             if target is not None:
                 from agent.engine.rollback import rollback_request
 
-                rb_request = rollback_request(
-                    self.store, request.application, request.deployment_group,
-                    deployment_id=f"{request.deployment_id}-rollback", to=target,
-                    current=request.deployment_id, report_extra=request.report_extra,
-                )
+                try:
+                    rb_request = rollback_request(
+                        self.store, request.application, request.deployment_group,
+                        deployment_id=f"{request.deployment_id}-rollback", to=target,
+                        current=request.deployment_id, report_extra=request.report_extra,
+                    )
+                except BerthError as exc:  # the failed deployment's report must survive a rollback that cannot run
+                    report.extra["rollback_error"] = str(exc)
+                    run.publish()
+                    return report
                 rb_events = lifecycle.resolve_events(None, with_traffic=request.with_traffic)
                 rb_report = _Run(self, rb_request, rb_events, cancel).execute()
                 report.extra["rolled_back_to"] = target
@@ -292,7 +297,11 @@ class _Run:
             ok = self._run_one(ev)
             if not ok:
                 return False
-        return self._health_gate()
+            if ev.name == "ValidateService" and not self._health_gate():
+                return False  # the gate runs right after ValidateService, before traffic is allowed back
+        if "ValidateService" not in self._event_names():
+            return self._health_gate()
+        return True
 
     def _run_one(self, ev: EventResult) -> bool:
         name = ev.name
@@ -405,7 +414,9 @@ class _Run:
         from agent.engine.health import check_health
 
         ev = EventResult(name=HEALTH_CHECK_EVENT, scripts_from=None)
-        self.report.events.append(ev)
+        names = self._event_names()
+        at = names.index("ValidateService") + 1 if "ValidateService" in names else len(names)
+        self.report.events.insert(at, ev)
         self._start(ev)
         problem = check_health(spec.berth.health_check, cancel=self.cancel)
         if problem is None:
