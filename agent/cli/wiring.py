@@ -73,8 +73,13 @@ def build_daemon(config: AgentConfig) -> Agent:
     channel = SpoolChannel(spool, rescan_interval=config.poll_interval)
     sinks = [SpoolReportSink(spool)]
 
+    from agent.cli.aws_wiring import aws_context, build_fetchers
+
+    # S3 and GitHub revisions work on the spool channel too; AWS clients are made only when first used.
+    fetchers = build_fetchers(aws_context(config))
+
     def factory(on_update: UpdateCallback, on_line: LineCallback) -> Engine:
-        return build_engine(config, None, on_update=on_update, on_line=on_line)
+        return build_engine(config, None, fetchers=fetchers, on_update=on_update, on_line=on_line)
 
     return Agent(
         config=config,

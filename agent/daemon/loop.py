@@ -125,7 +125,7 @@ class Agent:
                 try:
                     delivery = self.channel.receive(timeout=self._wait_time())
                     self.backoff.reset()
-                    self._set_status(last_poll_at=utc_now())
+                    self._set_status(last_poll_at=utc_now(), last_error=None)
                 except Exception as exc:  # noqa: BLE001 - loop boundary: a channel error must not kill the agent
                     delay = self.backoff.next()
                     log.warning("channel error, retrying in %.1fs: %s", delay, exc)
@@ -140,8 +140,8 @@ class Agent:
         finally:
             self.notifier.stopping()
             self._set_status(state="stopped", deployment_id=None, event=None, force=True)
+            log.info("agent stopped")  # before close(): the channel may ship this line (CloudWatch)
             self.channel.close()
-            log.info("agent stopped")
         return 0
 
     def _wait_time(self) -> float:
@@ -222,6 +222,9 @@ class Agent:
             report = self._in_worker(delivery, lambda: self._execute(command, extra))
         except BerthError as exc:  # refused before it could run (e.g. nothing to roll back to)
             report = self._rejection(command.to_dict(), exc.reason, str(exc)) or {}
+        except Exception as exc:
+            log.exception("deployment %s crashed the engine", command.deployment_id)
+            report = self._rejection(command.to_dict(), "InternalError", f"{type(exc).__name__}: {exc}") or {}
         if report:
             self._publish(report)
         self._log_deployment(report)

@@ -131,12 +131,13 @@ class Engine:
                     )
                 except BerthError as exc:  # the failed deployment's report must survive a rollback that cannot run
                     report.extra["rollback_error"] = str(exc)
-                    run.publish()
-                    return report
-                rb_events = lifecycle.resolve_events(None, with_traffic=request.with_traffic)
-                rb_report = _Run(self, rb_request, rb_events, cancel).execute()
-                report.extra["rolled_back_to"] = target
-                report.extra["rollback"] = rb_report.to_dict()
+                else:
+                    rb_events = lifecycle.resolve_events(None, with_traffic=request.with_traffic)
+                    rb_report = _Run(self, rb_request, rb_events, cancel).execute()
+                    report.extra["rolled_back_to"] = target
+                    report.extra["rollback"] = rb_report.to_dict()
+                report.extra.pop("rolling_back_to", None)
+                report.status = FAILED
                 run.publish()
             return report
 
@@ -468,6 +469,11 @@ class _Run:
                 ev.status = SKIPPED
         self.report.status = status
         self.report.ended_at = utc_now()
+        rollback_to = self.auto_rollback_target() if status == FAILED else None
+        if rollback_to is not None:
+            # Watchers must not take this for the final word: the rollback's events are attached next.
+            self.report.status = IN_PROGRESS
+            self.report.extra["rolling_back_to"] = rollback_to
         self._record(status)
         if status == SUCCEEDED:
             self.group.last_successful = self.req.deployment_id
@@ -490,7 +496,7 @@ class _Run:
                 revision=self.req.revision.to_dict(),
                 bundle_type=self.req.revision.bundle_type,
                 appspec_filename=self.req.appspec_filename,
-                rollback_of=self.req.restores,
+                rollback_of=self.req.stop_scripts_from if self.req.restores else None,
             )
             self.group.history.append(rec)
         rec.status = status
