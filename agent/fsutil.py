@@ -11,10 +11,11 @@ from typing import Any
 from agent.errors import StateError
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix.
 
-    temp file in the same folder + fsync + rename + fsync of the folder.
+    temp file in the same folder + fsync + rename + fsync of the folder. ``durable=False`` skips both fsyncs for
+    files rewritten often whose loss in a power cut costs nothing (an in-progress report: the final one is durable).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -23,12 +24,15 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
@@ -36,10 +40,10 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(dir_fd)
 
 
-def write_state(path: Path, kind: str, version: int, body: dict[str, Any]) -> None:
+def write_state(path: Path, kind: str, version: int, body: dict[str, Any], *, durable: bool = True) -> None:
     """Atomically write a versioned state document ``{"kind", "version", ...body}``."""
     doc = {"kind": kind, "version": version, **body}
-    atomic_write_bytes(path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n")
+    atomic_write_bytes(path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n", durable=durable)
 
 
 def read_state(path: Path, kind: str, max_version: int) -> dict[str, Any] | None:

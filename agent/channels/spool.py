@@ -251,7 +251,8 @@ class SpoolReportSink(ReportSink):
     def publish(self, report: dict[str, Any]) -> None:
         """Replace the deployment's report file. Raises UsageError for a deployment id unsafe as a file name."""
         data = json.dumps(report, indent=2, sort_keys=False).encode() + b"\n"
-        atomic_write_bytes(self.path_for(str(report.get("deployment_id", ""))), data, mode=0o644)
+        atomic_write_bytes(self.path_for(str(report.get("deployment_id", ""))), data, mode=0o644,
+                           durable=report.get("status") != "InProgress")
 
 
 # --- permissions ----------------------------------------------------------------------------------------------

@@ -214,8 +214,7 @@ class _Run:
         self.store.begin(req.application, req.deployment_group, req.deployment_id, command_id=req.command_id)
         self._record(IN_PROGRESS)
         try:
-            self._publish()
-            ok = self._prepare()
+            ok = self._prepare()  # its first event's start publishes the first report
             if ok:
                 self._load_previous()
                 ok = self._run_events()

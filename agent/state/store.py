@@ -111,7 +111,8 @@ class StateStore:
     def write_report(self, app: str, group: str, deployment_id: str, report: dict[str, Any]) -> None:
         """Write the deployment's ``report.json`` (the report dict sits under the key ``report``)."""
         path = self._group(app, group).deployment(deployment_id).report_file
-        write_state(path, *REPORT, {"report": report})
+        # Reports are rewritten after every event: only the final one needs to survive a power cut.
+        write_state(path, *REPORT, {"report": report}, durable=report.get("status") != "InProgress")
 
     def read_report(self, app: str, group: str, deployment_id: str) -> dict[str, Any] | None:
         """The deployment's report, or ``None`` if there is none (never written, or removed by retention)."""
