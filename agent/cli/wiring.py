@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,12 @@ def build_engine(
     return Engine(engine_settings(config, root), all_fetchers, on_update=on_update, on_line=on_line)
 
 
+_DEPLOYMENT_MODULES = (
+    "agent.engine.plan", "agent.engine.rollback", "agent.engine.health", "agent.engine.verify",
+    "agent.install.drift", "agent.fetchers.s3", "agent.fetchers.github", "agent.cli.render",
+)
+
+
 def build_daemon(config: AgentConfig) -> Agent:
     """The agent daemon with the channel, report sinks and fetchers the configuration names."""
     from agent.channels.spool import SpoolChannel, SpoolReportSink, check_spool_permissions, ensure_spool
@@ -59,6 +66,10 @@ def build_daemon(config: AgentConfig) -> Agent:
     from agent.daemon.sdnotify import SdNotifier
     from agent.errors import UsageError
 
+    # A package upgrade replaces the files under /opt/berth while this agent keeps running: import now every
+    # module a deployment may load lazily, so a running agent never mixes old and new code.
+    for name in _DEPLOYMENT_MODULES:
+        importlib.import_module(name)
     kind = config.channel.kind
     if kind != "spool":
         from agent.cli.aws_wiring import build_aws_daemon
