@@ -50,8 +50,7 @@ def agents() -> Iterator[list[AgentProcess]]:
 
 
 def sqs_agent(tmp: Path, world: World, queue_url: str, agents: list[AgentProcess], **settings: object) -> AgentProcess:
-    channel = {"kind": "sqs", "queue_url": queue_url, **settings.pop("channel_extra", {})}  # type: ignore[dict-item]
-    agent = AgentProcess(tmp, endpoint=world.url, channel=channel,
+    agent = AgentProcess(tmp, endpoint=world.url, channel={"kind": "sqs", "queue_url": queue_url},
                          aws={"reports_bucket": BUCKET, "reports_prefix": "berth", "cloudwatch": True,
                               "log_group": GROUP}, **settings)
     agents.append(agent)
