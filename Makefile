@@ -62,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(BUILD) dist .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BUILD) dist .demo .demo-aws .pytest_cache .mypy_cache .ruff_cache
