@@ -12,7 +12,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 from common import REPO, bench_dir, fmt_times, ratio_line, run_child
@@ -43,8 +42,8 @@ def make_tgz(folder: Path, files: int, tag: str, dest: Path) -> Path:
         f"permissions:\n  - object: {dest}\n    pattern: '**'\n    mode: 640\n    type: [file]\n"
         "hooks:\n  AfterInstall:\n    - location: scripts/after.sh\n"
     )
-    with tarfile.open(out, "w:gz", compresslevel=1) as tf:
-        tf.add(src, arcname=".")
+    # Packed with GNU tar, as users pack revisions (Python's tarfile would add a pax header to every member).
+    subprocess.run(["tar", "-czf", str(out), "-C", str(src), "."], check=True)
     shutil.rmtree(src)
     return out
 
