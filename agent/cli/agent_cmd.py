@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -102,5 +101,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def default_instance_id() -> str:
     """On a host without AWS the instance is named by its host name."""
+    import socket
+
     return socket.gethostname() or "localhost"
 

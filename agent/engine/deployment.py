@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.engine.prepare import Prepared, fetch_and_unpack, prepare_installed_revision
 from agent.engine.revision import load_appspec
 from agent.errors import BerthError, Cancelled, ErrorCode
 from agent.fetchers.base import Fetcher
 from agent.fetchers.unpack import Limits
-from agent.hooks.runner import EventOutcome, Script, ScriptLog, hook_environment, run_event
 from agent.install.installer import PartialInstall, execute_install
 from agent.install.manifest import Manifest
 from agent.model import lifecycle
@@ -40,6 +39,9 @@ from agent.model.report import (
 from agent.model.revision import LocalRevision, Revision
 from agent.paths import DeploymentPaths, Paths
 from agent.state.store import DeploymentRecord, GroupState, StateStore
+
+if TYPE_CHECKING:  # the hook runner is imported when a script first runs: an empty revision never pays for it
+    from agent.hooks.runner import EventOutcome, Script
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +321,8 @@ class _Run:
             self._end(self._start(ev), SKIPPED)
             return True
         self._start(ev)
+        from agent.hooks.runner import Script
+
         scripts = [
             Script(location=h.location, path=root / h.location.lstrip("/"), timeout=float(h.timeout), runas=h.runas)
             for h in hooks
@@ -340,6 +344,8 @@ class _Run:
         return False
 
     def _run_scripts(self, event: str, scripts: list[Script], root: Path) -> EventOutcome:
+        from agent.hooks.runner import ScriptLog, hook_environment, run_event
+
         env = hook_environment(self.settings.base_env if self.settings.base_env is not None else os.environ,
                                self._hook_env(event, root))
 
