@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agent.engine.deployment import DeploymentRequest, Engine
+from agent.engine.deployment import Engine
 from agent.engine.prepare import fetch_and_unpack, resolve_file_exists_behavior
+from agent.engine.request import DeploymentRequest
 from agent.engine.revision import check_file, find_appspec, load_appspec
 from agent.errors import AppSpecInvalid, BerthError
 from agent.install.manifest import Manifest

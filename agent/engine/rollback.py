@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.engine.deployment import DeploymentRequest
+from agent.engine.request import DeploymentRequest
 from agent.errors import RollbackUnavailable
 from agent.model.report import SUCCEEDED
 from agent.model.revision import revision_from_dict
