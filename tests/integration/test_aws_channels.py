@@ -7,12 +7,10 @@ The agent is a real process (``berth agent run``); commands are sent with ``bert
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.moto_server import MotoServer, moto_server
 from tests.integration.aws_harness import (
     INSTANCE,
     AgentProcess,
@@ -25,28 +23,6 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "releases"
 GROUP = "berth-test"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture
-def world(moto: MotoServer) -> World:
-    moto.reset()
-    w = World(moto.url)
-    w.bucket(BUCKET)
-    return w
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.kill()
 
 
 def sqs_agent(tmp: Path, world: World, queue_url: str, agents: list[AgentProcess], **settings: object) -> AgentProcess:

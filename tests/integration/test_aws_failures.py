@@ -14,35 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.moto_server import MotoServer, moto_server
 from tests.integration.aws_harness import INSTANCE, AgentProcess, World, berth_cli, final_report, wait_for
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "releases"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture
-def world(moto: MotoServer) -> World:
-    moto.reset()
-    w = World(moto.url)
-    w.bucket(BUCKET)
-    return w
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.kill()
 
 
 def start_agent(tmp: Path, world: World, agents: list[AgentProcess], channel: dict[str, Any],

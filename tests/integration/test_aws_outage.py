@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.moto_server import MotoServer, moto_server
+from tests.fakes.moto_server import MotoServer
 from tests.fakes.tcp_proxy import TcpProxy, tcp_proxy
 from tests.integration.aws_harness import INSTANCE, AgentProcess, World, berth_cli, final_report, wait_for
 
@@ -33,32 +33,10 @@ echo "done"
 """
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture
-def world(moto: MotoServer) -> World:
-    moto.reset()
-    w = World(moto.url)
-    w.bucket(BUCKET)
-    return w
-
-
 @pytest.fixture
 def proxy(moto: MotoServer) -> Iterator[TcpProxy]:
     with tcp_proxy(moto.url) as p:
         yield p
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.kill()
 
 
 def report_key(deployment_id: str) -> str:
