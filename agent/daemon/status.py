@@ -11,16 +11,14 @@ The document's own format version is ``schema_version``, beside ``kind``; :func:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
-from agent.errors import StateError
+from agent.fsutil import atomic_write_bytes, read_state
 
-STATUS_KIND = "berth-agent-status"
+STATUS_KIND = "agent-status"
 STATUS_SCHEMA_VERSION = 1
 
 STARTING = "starting"
@@ -35,17 +33,8 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     """Replace the status file atomically (readers see the old or the new one). Raises OSError on failure."""
     doc = {"kind": STATUS_KIND, "schema_version": STATUS_SCHEMA_VERSION, **status}
     data = json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # readable by `berth agent status` run by any user
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    # readable by `berth agent status` run by any user; not fsync'd (see the module docstring)
+    atomic_write_bytes(path, data, 0o644, durable=False)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
@@ -53,21 +42,9 @@ def read_status(path: Path) -> dict[str, Any] | None:
 
     Raises StateError for an unreadable file or one written by a newer berth.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    doc = read_state(path, STATUS_KIND, STATUS_SCHEMA_VERSION, version_key="schema_version")
+    if doc is None:
         return None
-    except OSError as exc:
-        raise StateError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise StateError(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("kind") != STATUS_KIND:
-        raise StateError(f"{path} is not a berth status file")
-    version = doc.get("schema_version")
-    if not isinstance(version, int) or version > STATUS_SCHEMA_VERSION:
-        raise StateError(f"{path} has status version {version!r}; this berth understands {STATUS_SCHEMA_VERSION}")
     return {k: v for k, v in doc.items() if k not in ("kind", "schema_version")}
 
 

@@ -77,6 +77,7 @@ class DeploymentRun:
             self.report.extra.setdefault("restores", request.restores)
             self.report.extra.setdefault("rolls_back", request.stop_scripts_from)
         self.prepared: Prepared | None = None
+        self.manifest_before: Manifest | None = None
         self.previous_spec: AppSpec | None = None
         self.previous_root: Path | None = None
 
@@ -117,8 +118,7 @@ class DeploymentRun:
                 appspec_filename=self.req.appspec_filename,
                 limits=self.settings.limits,
             )
-            manifest_doc = self.store.load_manifest(self.req.application, self.req.deployment_group)
-            previous_manifest = Manifest.from_dict(manifest_doc) if manifest_doc else None
+            previous_manifest = self.manifest_before = self._previous_manifest()
             self.prepared = prepare_installed_revision(
                 root,
                 appspec_filename=self.req.appspec_filename,
@@ -138,6 +138,11 @@ class DeploymentRun:
             self.report.revision = {**self.report.revision, **dict(details)}
         self._end(ev, SUCCEEDED)
         return True
+
+    def _previous_manifest(self) -> Manifest | None:
+        """The last install's manifest (its raw JSON is dropped at once: 20,000 entries are megabytes)."""
+        doc = self.store.load_manifest(self.req.application, self.req.deployment_group)
+        return Manifest.from_dict(doc) if doc else None
 
     def _load_previous(self) -> None:
         """The last successful revision's appspec: its scripts run ApplicationStop and the block-traffic events."""
@@ -257,8 +262,8 @@ class DeploymentRun:
     def _install(self, ev: EventResult) -> bool:
         assert self.prepared is not None
         self._start(ev)
-        manifest_doc = self.store.load_manifest(self.req.application, self.req.deployment_group)
-        previous = Manifest.from_dict(manifest_doc) if manifest_doc else None
+        # planned against this manifest in prepare; released once the install has used it
+        previous, self.manifest_before = self.manifest_before, None
         try:
             result = execute_install(self.prepared.plan, previous, tool_path=self.settings.tool_path)
         except PartialInstall as exc:  # some files were put in place: record them so the next install owns them

@@ -301,7 +301,7 @@ class _Planner:
                 ignore = 0o070 if source.dest in with_acls else 0
                 if (
                     stat.S_ISREG(mode)
-                    and size == source.st.st_size
+                    and size == source.size
                     and stat.S_IMODE(mode) | ignore == source.mode | ignore
                     and sha256_file(source.dest) == (sha := sha256_file(source.src))
                 ):
@@ -319,14 +319,14 @@ class _Planner:
                 s.dest,
                 FILE if s.target is None else SYMLINK,
                 s.action,
-                s.st.st_size,
+                s.size,
                 s.mode if s.target is None else 0o777,
                 s.uid,
                 s.gid,
-                s.st.st_mtime_ns,
+                s.mtime_ns,
                 s.target,
                 s.sha,
-                s.sig,
+                s.sig if s.action == UNCHANGED else None,  # the installer re-checks only unchanged files
                 s.mapping,
                 s.chown,
             )

@@ -30,10 +30,10 @@ def test_foreign_and_newer_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="not valid JSON"):
         read_status(path)
     path.write_text(json.dumps({"kind": "something-else"}))
-    with pytest.raises(StateError, match="not a berth status file"):
+    with pytest.raises(StateError, match="not a berth agent-status file"):
         read_status(path)
-    path.write_text(json.dumps({"kind": "berth-agent-status", "schema_version": 99}))
-    with pytest.raises(StateError, match="understands 1"):
+    path.write_text(json.dumps({"kind": "agent-status", "schema_version": 99}))
+    with pytest.raises(StateError, match="understands up to 1"):
         read_status(path)
 
 
