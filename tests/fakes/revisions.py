@@ -65,6 +65,11 @@ def make_revision(
     return root
 
 
+def markers(env: Mapping[str, str]) -> list[str]:
+    """The "<event> <version>" lines hook scripts wrote (see MARKER_SCRIPT), in the order they ran."""
+    return Path(env["BERTH_TEST_MARKERS"]).read_text().splitlines()
+
+
 def bundle(folder: Path, kind: str, out_dir: Path, *, top_folder: str | None = None) -> Path:
     """Pack ``folder`` as tar / tgz / zip (optionally under one top-level folder); 'directory' returns it."""
     if kind == "directory":

@@ -1,9 +1,11 @@
-"""Fixtures shared by the AWS integration tests: one moto server per module, a fresh world per test, and the
-agent processes a test started (killed at its end)."""
+"""Fixtures shared by integration tests: the hook-marker environment of revisions built by tests.fakes.revisions,
+and for the AWS tests one moto server per module, a fresh world per test, and the agent processes a test started
+(killed at its end)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,14 @@ from tests.fakes.moto_server import MotoServer, moto_server
 from tests.integration.aws_harness import AgentProcess, World
 
 BUCKET = "releases"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Environment for berth runs whose hook scripts append "<event> <version>" to a markers file."""
+    markers = tmp_path / "markers.log"
+    markers.touch()
+    return {"BERTH_TEST_MARKERS": str(markers)}
 
 
 @pytest.fixture(scope="module")

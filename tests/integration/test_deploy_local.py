@@ -11,20 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.revisions import bundle, deploy, make_revision, tree
+from tests.fakes.revisions import bundle, deploy, make_revision, markers, tree
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    markers = tmp_path / "markers.log"
-    markers.touch()
-    return {"BERTH_TEST_MARKERS": str(markers)}
-
-
-def markers(env: dict[str, str]) -> list[str]:
-    return Path(env["BERTH_TEST_MARKERS"]).read_text().splitlines()
 
 
 def statuses(report: dict) -> dict[str, str]:

@@ -9,21 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.revisions import berth, bundle, deploy, make_revision, tree
+from tests.fakes.revisions import berth, bundle, deploy, make_revision, markers, tree
 from tests.integration.test_daemon import Daemon
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    markers = tmp_path / "markers.log"
-    markers.touch()
-    return {"BERTH_TEST_MARKERS": str(markers)}
-
-
-def markers(env: dict[str, str]) -> list[str]:
-    return Path(env["BERTH_TEST_MARKERS"]).read_text().splitlines()
 
 
 def clear_markers(env: dict[str, str]) -> None:
