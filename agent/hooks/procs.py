@@ -71,6 +71,10 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+# How long kill_process_group waits for a SIGKILLed group to disappear.
+_KILL_SETTLE = 5.0
+
+
 def kill_process_group(pgid: int, *, grace: float) -> bool:
     """End process group ``pgid``: SIGTERM, wait up to ``grace`` seconds for it to empty, then SIGKILL.
 
@@ -92,8 +96,13 @@ def kill_process_group(pgid: int, *, grace: float) -> bool:
             break
         time.sleep(_GROUP_POLL)
     signal_group(pgid, signal.SIGKILL)
-    _reap(pgid)
-    return True
+    # SIGKILL is delivered asynchronously: wait (briefly) until the group really is gone before saying it ended.
+    deadline = time.monotonic() + _KILL_SETTLE
+    while True:
+        _reap(pgid)
+        if not group_alive(pgid) or time.monotonic() >= deadline:
+            return True
+        time.sleep(_GROUP_POLL)
 
 
 def wait_group_empty(pgid: int, deadline: float) -> bool:
