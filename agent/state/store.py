@@ -72,14 +72,7 @@ class StateStore:
 
     def load_manifest(self, app: str, group: str) -> dict[str, Any] | None:
         """The manifest saved by the last install of the group, or ``None`` if there was none."""
-        path = self.paths.group(app, group).manifest_file
-        doc = _read(path, MANIFEST, _MANIFEST_HINT)
-        if doc is None:
-            return None
-        manifest = doc.get("manifest")
-        if not isinstance(manifest, dict):
-            raise StateError(f"{path}: 'manifest' is not a JSON object; move the file aside. {_MANIFEST_HINT}")
-        return manifest
+        return _read_wrapped(self.paths.group(app, group).manifest_file, MANIFEST, "manifest", _MANIFEST_HINT)
 
     def save_manifest(self, app: str, group: str, manifest: dict[str, Any]) -> None:
         write_state(self.paths.group(app, group).manifest_file, *MANIFEST, {"manifest": manifest})
@@ -118,13 +111,7 @@ class StateStore:
         """The deployment's report, or ``None`` if there is none (never written, or removed by retention)."""
         path = self._group(app, group).deployment(deployment_id).report_file
         hint = f"It is the report of deployment {deployment_id}; moving it aside loses only that report."
-        doc = _read(path, REPORT, hint)
-        if doc is None:
-            return None
-        report = doc.get("report")
-        if not isinstance(report, dict):
-            raise StateError(f"{path}: 'report' is not a JSON object; move the file aside. {hint}")
-        return report
+        return _read_wrapped(path, REPORT, "report", hint)
 
     def deployment_revision_dir(self, app: str, group: str, deployment_id: str) -> Path | None:
         """The unpacked revision folder of a deployment, or ``None`` if it is not on this host (any more)."""
@@ -300,6 +287,17 @@ def _read(path: Path, kind_version: tuple[str, int], hint: str) -> dict[str, Any
         return read_state(path, *kind_version)
     except StateError as exc:
         raise StateError(f"{exc.message}. {hint}") from exc
+
+
+def _read_wrapped(path: Path, kind_version: tuple[str, int], key: str, hint: str) -> dict[str, Any] | None:
+    """The JSON object a state file keeps under ``key`` (``None`` without the file)."""
+    doc = _read(path, kind_version, hint)
+    if doc is None:
+        return None
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise StateError(f"{path}: '{key}' is not a JSON object; move the file aside. {hint}")
+    return value
 
 
 def _convert(path: Path, hint: str, build: Callable[[], _T]) -> _T:

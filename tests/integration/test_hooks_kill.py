@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.hooks.runner import EventOutcome, Script, ScriptLog, hook_environment, kill_process_group, run_event
+from tests.fakes.procs import alive, group_empty
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -35,27 +36,6 @@ def run(root: Path, *scripts: Script, **kw: object) -> tuple[EventOutcome, str]:
             **kw,  # type: ignore[arg-type]
         )
     return outcome, log_path.read_text()
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie does not count)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in {"Z", "X"}
-
-
-def group_empty(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
-                return False
-    return True
 
 
 def test_timeout_terminates_the_whole_group(tmp_path: Path) -> None:

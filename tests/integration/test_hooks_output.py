@@ -13,6 +13,7 @@ import pytest
 
 from agent.hooks.output import MAX_LINE_BYTES
 from agent.hooks.runner import EventOutcome, Script, ScriptLog, hook_environment, run_event
+from tests.fakes.procs import alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -46,14 +47,6 @@ def run(
         if own:
             log.close()
     return outcome, log_path.read_text()
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in {"Z", "X"}
 
 
 def test_log_format_headers_and_callback(tmp_path: Path) -> None:
